@@ -1,0 +1,1 @@
+"""Kernel probes, one folder each: <name>.bpf.c, probe.py, optional decode."""

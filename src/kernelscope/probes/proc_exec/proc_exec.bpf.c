@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: GPL-2.0
+/* proc_exec: every execve/execveat, successful or failed, with argv (execsnoop). */
+#include "vmlinux.h"
+#include "ks.bpf.h"
+
+#define PROC_EXEC_ARGS_BUF 4096   /* all arguments, NUL-separated */
+#define PROC_EXEC_ARG_MAX 256     /* one argument, NUL included */
+#define PROC_EXEC_MAX_ARGS 64
+
+struct proc_exec_event {
+	ks_boot_ns_t ts;
+	ks_pid_t pid;
+	ks_pid_t tid;
+	ks_pid_t ppid;
+	ks_uid_t uid;
+	ks_retval_t retval;
+	__u32 args_count;
+	__u32 args_size;
+	__u8 args_truncated;
+	__u8 pad[3];
+	ks_cgroup_id_t cgroup_id;
+	char comm[KS_COMM_LEN];
+	char filename[PROC_EXEC_ARG_MAX];
+	char args[PROC_EXEC_ARGS_BUF];
+};
+
+const volatile __u32 cfg_uid = (__u32)-1;   /* only this uid, -1 for all */
+const volatile __u32 cfg_max_args = PROC_EXEC_MAX_ARGS;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+/* Exec in progress, by thread id: filled at entry, sent at exit with retval. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct proc_exec_event);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct proc_exec_event);
+} scratch SEC(".maps");
+
+static __always_inline int on_enter(const char *filename, const char *const *argv)
+{
+	__u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 uid = (__u32)bpf_get_current_uid_gid();
+	struct proc_exec_event *e;
+
+	if (cfg_uid != (__u32)-1 && uid != cfg_uid)
+		return 0;
+	e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 0;
+	e->ts = bpf_ktime_get_boot_ns();
+	e->pid = ks_tgid();
+	e->tid = tid;
+	e->ppid = ks_ppid();
+	e->uid = uid;
+	e->retval = 0;
+	e->args_count = 0;
+	e->args_size = 0;
+	e->args_truncated = 0;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename);
+
+	for (int i = 0; i < PROC_EXEC_MAX_ARGS; i++) {
+		const char *argp = NULL;
+		if (i >= cfg_max_args) {
+			bpf_probe_read_user(&argp, sizeof(argp), &argv[i]);
+			if (argp)
+				e->args_truncated = 1;
+			break;
+		}
+		bpf_probe_read_user(&argp, sizeof(argp), &argv[i]);
+		if (!argp)
+			break;
+		__u32 off = e->args_size;
+		if (off > PROC_EXEC_ARGS_BUF - PROC_EXEC_ARG_MAX) {
+			e->args_truncated = 1;
+			break;
+		}
+		long n = bpf_probe_read_user_str(&e->args[off & (PROC_EXEC_ARGS_BUF - 1)],
+						 PROC_EXEC_ARG_MAX, argp);
+		if (n <= 0)
+			break;
+		if (n == PROC_EXEC_ARG_MAX) {
+			/* the argument filled the slot: it may be longer */
+			char next = 0;
+			bpf_probe_read_user(&next, 1, argp + PROC_EXEC_ARG_MAX - 1);
+			if (next)
+				e->args_truncated = 1;
+		}
+		e->args_size += n;
+		e->args_count++;
+		if (i == PROC_EXEC_MAX_ARGS - 1) {
+			bpf_probe_read_user(&argp, sizeof(argp), &argv[i + 1]);
+			if (argp)
+				e->args_truncated = 1;
+		}
+	}
+	bpf_map_update_elem(&inflight, &tid, e, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int on_exit(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct proc_exec_event *e = bpf_map_lookup_elem(&inflight, &tid);
+	struct proc_exec_event *out;
+
+	if (!e)
+		return 0;
+	out = KS_RESERVE(events, struct proc_exec_event);
+	if (out) {
+		bpf_probe_read_kernel(out, sizeof(*out), e);
+		out->retval = ret;
+		/* after a successful exec the pid is the thread group leader's */
+		out->pid = ks_tgid();
+		bpf_get_current_comm(out->comm, sizeof(out->comm));
+		bpf_ringbuf_submit(out, 0);
+	}
+	bpf_map_delete_elem(&inflight, &tid);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_execve")
+int execve_enter__tracepoint(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[0], (const char *const *)ctx->args[1]);
+}
+
+SEC("tp/syscalls/sys_enter_execveat")
+int execveat_enter__tracepoint(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter((const char *)ctx->args[1], (const char *const *)ctx->args[2]);
+}
+
+SEC("tp/syscalls/sys_exit_execve")
+int execve_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_exit_execveat")
+int execveat_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_exit(ctx->ret);
+}
+
+KS_EXPORT_TYPE(proc_exec_event);

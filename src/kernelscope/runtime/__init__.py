@@ -1,0 +1,1 @@
+"""Run-time pieces: probe specs, the loader, the batch reader, the decoder."""
