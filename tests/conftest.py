@@ -29,11 +29,52 @@ def bpf_map_ids() -> set[int]:
     return {m["id"] for m in json.loads(out.stdout or "[]")}
 
 
+def _progs() -> list[dict]:
+    out = subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True, text=True)
+    return json.loads(out.stdout or "[]") if out.returncode == 0 else []
+
+
+def prog_owners() -> dict[int, set[int]]:
+    """BPF program id -> pids holding an fd to it (from /proc/*/fdinfo)."""
+    owners: dict[int, set[int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            for fi in (d / "fdinfo").iterdir():
+                try:
+                    text = fi.read_text()
+                except OSError:
+                    continue
+                for line in text.splitlines():
+                    if line.startswith("prog_id:"):
+                        owners.setdefault(int(line.split()[1]), set()).add(int(d.name))
+        except OSError:
+            continue
+    return owners
+
+
+def leaked_prog_ids(before_progs: set[int]) -> set[int]:
+    """New programs held by this test process or by no process at all (pinned/leaked).
+
+    Programs held by other live processes (another session's tool) are not ours."""
+    me = os.getpid()
+    owners = prog_owners()
+    extra = set()
+    for p in _progs():
+        if p["id"] in before_progs:
+            continue
+        held = owners.get(p["id"], set())
+        if not held or me in held:
+            extra.add(p["id"])
+    return extra
+
+
 def wait_gone(before_progs: set[int], timeout: float = 5.0) -> set[int]:
-    """Program ids added since `before_progs` that are still loaded after `timeout`."""
+    """Program ids added since `before_progs` that are still ours after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        extra = bpf_prog_ids() - before_progs
+        extra = leaked_prog_ids(before_progs)
         if not extra or time.monotonic() > deadline:
             return extra
         time.sleep(0.1)

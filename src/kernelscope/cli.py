@@ -1,7 +1,8 @@
 """The `kernelscope` command: one subcommand per module in kernelscope.tools.
 
-Tool modules are listed here (not registered on import) and imported only
-when their command runs, so `kernelscope <tool>` starts fast.
+The command list is the file list of kernelscope/tools/ (a module defining
+NAME, HELP, add_arguments and run); nothing registers itself on import, and a
+tool's module is imported only when its command runs or help is asked for.
 """
 
 from __future__ import annotations
@@ -9,16 +10,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from kernelscope.errors import KernelscopeError
 
-# command -> module under kernelscope.tools (or a dotted path); help text lives in the module
-TOOLS = {
-    "doctor": "doctor",
-    "execsnoop": "execsnoop",
-}
-# other parts of the tree add their commands here: name -> "kernelscope.x.y"
-EXTRA_COMMANDS: dict[str, str] = {}
+TOOLS_DIR = Path(__file__).resolve().parent / "tools"
+_NOT_COMMANDS = {"__init__", "common"}
+
+
+def tool_modules() -> dict[str, str]:
+    """command -> module name: every public module in kernelscope/tools/."""
+    return {p.stem.replace("_", "-"): p.stem for p in sorted(TOOLS_DIR.glob("*.py"))
+            if p.stem not in _NOT_COMMANDS and not p.stem.startswith("_")}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,7 +32,10 @@ class _Parser(argparse.ArgumentParser):
 def _module(path: str):
     if "." not in path:
         path = f"kernelscope.tools.{path}"
-    return importlib.import_module(path)
+    mod = importlib.import_module(path)
+    if not hasattr(mod, "run"):
+        raise ImportError(f"{path} is not a tool (no run())")
+    return mod
 
 
 def _tool_help(path: str) -> str:
@@ -45,7 +51,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     from kernelscope import __version__
     parser.add_argument("--version", action="version", version=f"kernelscope {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands = {**TOOLS, **EXTRA_COMMANDS}
+    commands = tool_modules()
     for name, path in commands.items():
         if only and name != only:
             sub.add_parser(name, help=_tool_help(path) if only is None else argparse.SUPPRESS)
@@ -59,7 +65,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {**TOOLS, **EXTRA_COMMANDS}
+    commands = tool_modules()
     only = argv[0] if argv and argv[0] in commands else None
     try:
         parser = build_parser(only)

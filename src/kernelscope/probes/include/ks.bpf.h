@@ -61,6 +61,33 @@ static __always_inline __u32 ks_ppid(void)
 	return BPF_CORE_READ(task, real_parent, tgid);
 }
 
+/* log2 histograms: slot i counts values in [2^i, 2^(i+1)), slot 0 also 0.
+ * Python prints them with kernelscope.runtime.hist. */
+#define KS_HIST_SLOTS 64
+struct ks_hist {
+	__u64 slots[KS_HIST_SLOTS];
+};
+
+static __always_inline __u32 ks_log2(__u64 v)
+{
+	__u32 r = 0, shift;
+	shift = (v > 0xFFFFFFFF) << 5; v >>= shift; r = shift;
+	shift = (v > 0xFFFF) << 4; v >>= shift; r |= shift;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+static __always_inline void ks_hist_add(struct ks_hist *h, __u64 v)
+{
+	__u32 slot = ks_log2(v);
+	if (slot >= KS_HIST_SLOTS)
+		slot = KS_HIST_SLOTS - 1;
+	__sync_fetch_and_add(&h->slots[slot], 1);
+}
+
 char LICENSE[] SEC("license") = "GPL";
 
 #endif
