@@ -108,6 +108,25 @@ def wait_ready(proc: subprocess.Popen, timeout: float = 20.0) -> str:
     raise AssertionError("tool did not become ready")
 
 
+def wait_attached(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Wait for the tool's stderr line "kernelscope: ... attached" (works in --json mode)."""
+    import select
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([proc.stderr], [], [], 0.2)
+        if r:
+            line = proc.stderr.readline()
+            seen.append(line)
+            if "attached" in line:
+                return
+            if not line and proc.poll() is not None:
+                break
+        elif proc.poll() is not None:
+            break
+    raise AssertionError(f"tool did not attach: {''.join(seen)}")
+
+
 @pytest.fixture
 def no_leaks():
     """Fails the test when a BPF program loaded during it outlives it."""

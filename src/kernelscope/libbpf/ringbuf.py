@@ -83,11 +83,15 @@ class RingBuffer:
             if n_fixed:
                 lens = np.ndarray((n_fixed,), dtype=self._len_only, buffer=self._data,
                                   offset=start)["len"]
-                bad = np.flatnonzero(lens != rec_size)
-                good = int(bad[0]) if len(bad) else n_fixed
+                if (lens == rec_size).all():
+                    good = n_fixed
+                else:
+                    good = int(np.argmax(lens != rec_size))
                 if good:
-                    frames = np.ndarray((good,), dtype=self._framed, buffer=self._data, offset=start)
-                    parts.append(frames["rec"].copy())
+                    # one contiguous copy of the frames; the records are a strided
+                    # view into it (no per-field or per-record work)
+                    raw = self._data[start:start + good * self.stride].copy()
+                    parts.append(raw.view(self._framed)["rec"])
                     cons += good * self.stride
                     taken += good
                     if good == n_fixed and (max_records is None or taken < max_records):

@@ -10,6 +10,7 @@ stays loaded. Closing the probe detaches and frees everything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -121,11 +122,13 @@ _AUTO_ATTACH = {"tracepoint", "raw_tp", "tp_btf", "kprobe", "fentry", "iter", "l
 
 
 def open_probe(name_or_spec, config: dict | None = None, attach: bool = True,
-               **attach_args) -> LoadedProbe:
+               map_sizes: dict[str, int] | None = None, **attach_args) -> LoadedProbe:
+    """Load a probe. `config` sets cfg_ globals; `map_sizes` overrides max_entries
+    (a ring buffer's size must be a power of two multiple of the page size)."""
     spec = name_or_spec if isinstance(name_or_spec, ProbeSpec) else load_spec(name_or_spec)
     host.require_privileges()
     host.ensure_tracefs()
-    path = object_path(spec.name)
+    path = Path(spec.object) if spec.object else object_path(spec.name)
     if not path.exists():
         raise UnavailableError(f"probe {spec.name}: {path} is not built "
                                "(run: python -m kernelscope.build)")
@@ -139,6 +142,10 @@ def open_probe(name_or_spec, config: dict | None = None, attach: bool = True,
         chosen = {c.program for c in choices.values() if c.program}
         for prog in obj.programs.values():
             prog.autoload = prog.name in chosen
+        for map_name, size in (map_sizes or {}).items():
+            if map_name not in obj.maps:
+                raise UnavailableError(f"probe {spec.name} has no map {map_name}")
+            obj.maps[map_name].max_entries = size
         if config:
             obj.set_config(**{k: v for k, v in config.items() if v is not None})
         if spec.prepare:

@@ -28,6 +28,9 @@ class ProbeSpec:
     # called after open, before load: set map sizes, etc. (obj, config)
     prepare: Callable | None = None
     tools: list[str] = field(default_factory=list)   # classic tool names served
+    # the compiled object; None means probes/<name>/<name>.bpf.o (tests and benchmarks
+    # point elsewhere)
+    object: str | None = None
 
 
 def load_spec(name: str) -> ProbeSpec:

@@ -183,12 +183,19 @@ def report_lost(out: Output, lost: int, **extra) -> None:
     out.flush()
 
 
+def announce_attached(what: str) -> None:
+    """One stderr line once probes are attached: tests and scripts wait for it."""
+    sys.stderr.write(f"kernelscope: {what} attached, Ctrl-C to stop\n")
+    sys.stderr.flush()
+
+
 def fmt_time(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 def run_event_tool(args, probe: str, emit: Callable[[Output, list[dict]], None],
                    config: dict | None = None, header: str | None = None,
+                   map_sizes: dict[str, int] | None = None,
                    keep: Callable[[dict], bool] | None = None,
                    stop: StopFlag | None = None, after: Callable[[], None] | None = None) -> int:
     """Open a ring-buffer probe, stream decoded, filtered records to `emit`, report loss."""
@@ -199,11 +206,12 @@ def run_event_tool(args, probe: str, emit: Callable[[Output, list[dict]], None],
     out = Output(args)
     stop = stop or StopFlag(getattr(args, "duration", None))
     keep = keep or record_filter(args)
-    with open_probe(probe, config=config) as p, Reader({"events": p.ring()}) as reader:
+    with open_probe(probe, config=config, map_sizes=map_sizes) as p, Reader({"events": p.ring()}) as reader:
         dec = Decoder(p.btf, p.spec.event)
         if header and not out.json:
             out.line(header)
             out.flush()
+        announce_attached(probe)
         if after:
             after()
         for _name, batch in reader.batches(until=stop):
