@@ -33,7 +33,8 @@ def gather() -> dict:
     from kernelscope.libbpf import BpfObject
     from kernelscope.runtime.loader import plan
     from kernelscope.runtime.paths import object_path
-    from kernelscope.runtime.probe import all_specs
+    from kernelscope.runtime.paths import probe_names
+    from kernelscope.runtime.probe import load_spec
 
     report = {
         "kernel": platform.release(),
@@ -56,20 +57,32 @@ def gather() -> dict:
     report["mechanisms"] = {m.name: {"available": m.available, "reason": m.reason}
                             for m in feats.check_all().values()}
     probes = []
-    for spec in all_specs():
+    for name in probe_names():
+        try:
+            spec = load_spec(name)
+        except Exception as e:  # one broken probe must not hide the others
+            probes.append({"name": name, "doc": "", "tools": [], "available": False,
+                           "reason": f"probe.py failed: {e}"})
+            continue
         entry = {"name": spec.name, "doc": spec.doc, "tools": spec.tools}
         path = object_path(spec.name)
         if not path.exists():
             entry.update(available=False, reason=f"{path.name} not built")
-        else:
+            probes.append(entry)
+            continue
+        try:
             with BpfObject(path) as obj:
                 choices = plan(spec, obj, feats)
-            missing = [c for c in choices.values()
-                       if c.program is None and c.hook not in spec.optional_hooks]
-            entry["hooks"] = {c.hook: {"mechanism": c.mechanism, "program": c.program,
-                                       "reason": c.reason} for c in choices.values()}
-            entry["available"] = not missing
-            entry["reason"] = (f"hook {missing[0].hook}: {missing[0].reason}" if missing else "ok")
+        except KernelscopeError as e:
+            entry.update(available=False, reason=str(e))
+            probes.append(entry)
+            continue
+        missing = [c for c in choices.values()
+                   if c.program is None and c.hook not in spec.optional_hooks]
+        entry["hooks"] = {c.hook: {"mechanism": c.mechanism, "program": c.program,
+                                   "reason": c.reason} for c in choices.values()}
+        entry["available"] = not missing
+        entry["reason"] = (f"hook {missing[0].hook}: {missing[0].reason}" if missing else "ok")
         probes.append(entry)
     report["probes"] = probes
     return report
