@@ -295,3 +295,40 @@ def test_doctor_mounts_tracefs_when_missing():
     rep = json.loads(r.stdout)
     assert rep["tracefs"]["mounted"] and rep["tracefs"]["mounted_by_kernelscope"]
     assert Path("/sys/kernel/tracing/events/syscalls").is_dir()
+
+
+# ---- maps ----------------------------------------------------------------------------
+
+def test_map_ops_batch_and_percpu(layout_obj, no_leaks):
+    spec = ProbeSpec(name="layout_test", doc="test", event="layout_test_event",
+                     object=str(layout_obj))
+    with open_probe(spec, config={"pid": os.getpid()}) as p:
+        h = p.map_dtype("test_hash", key="layout_test_key", value="layout_inner")
+        kd, vd = h.key_dtype, h.value_dtype
+        n = 300
+        for i in range(n):
+            k = np.zeros(1, kd)[0]
+            k["pid"], k["port"] = i, 1000 + i
+            v = np.zeros(1, vd)[0]
+            v["a"], v["b"], v["d"] = i, i * 3, i << 33
+            h.update(k, v)
+        k = np.zeros(1, kd)[0]
+        k["pid"], k["port"] = 7, 1007
+        got = h.lookup(k)
+        assert got["b"] == 21 and got["d"] == 7 << 33
+        assert len(list(h.keys())) == n
+        keys, vals = h.lookup_batch(chunk=64)  # several batch calls
+        assert len(keys) == n
+        assert sorted(keys["pid"].tolist()) == list(range(n))
+        assert all(vals["b"] == keys["pid"].astype(np.uint32) * 3)
+        assert h.delete(k) and not h.delete(k)
+        assert h.lookup(k) is None
+        keys, vals = h.lookup_batch(delete=True)
+        assert len(keys) == n - 1 and len(list(h.keys())) == 0
+        # per-CPU: BPF counts getppid() calls on the CPU it runs on
+        pc = p.maps["test_percpu"]
+        for _ in range(25):
+            os.getppid()
+        per_cpu = [int.from_bytes(b, "little") for b in pc.lookup(1)]
+        from kernelscope.libbpf import possible_cpus
+        assert sum(per_cpu) == 25 and len(per_cpu) == possible_cpus()

@@ -37,12 +37,36 @@ struct {
 	__uint(max_entries, 1 << 20);
 } events SEC(".maps");
 
+/* maps for the binding's map tests: values written from Python and from BPF */
+struct layout_test_key {
+	__u32 pid;
+	__u16 port;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct layout_test_key);
+	__type(value, struct layout_inner);
+} test_hash SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u64);
+} test_percpu SEC(".maps");
+
 SEC("tp/syscalls/sys_enter_getppid")
 int getppid_enter__tracepoint(void *ctx)
 {
 	if (ks_tgid() != cfg_pid)
 		return 0;
 	__u64 n = __sync_fetch_and_add(&seq, 1) + 1;
+	__u32 slot = 1;
+	__u64 *pc = bpf_map_lookup_elem(&test_percpu, &slot);
+	if (pc)
+		*pc += 1;
 	struct layout_test_event *e = KS_RESERVE(events, struct layout_test_event);
 	if (!e)
 		return 0;
