@@ -152,6 +152,15 @@ def vmlinux() -> Btf:
         return Btf(f.read())
 
 
+@lru_cache(maxsize=64)
 def vmlinux_enum(name: str) -> dict[str, int]:
-    """An enum of the running kernel (e.g. skb_drop_reason), read from its BTF."""
-    return vmlinux().enum(name)
+    """An enum of the running kernel (e.g. skb_drop_reason), read from its BTF.
+
+    Scans the BTF for the one enum and keeps only its values: holding every vmlinux
+    type (as vmlinux() does) costs a long-running process ~80 MB."""
+    from kernelscope.btf.parser import parse_enums
+    with open("/sys/kernel/btf/vmlinux", "rb") as f:
+        found = parse_enums(f.read(), {name})
+    if name not in found:
+        raise BtfError(f"type {name!r} is not in BTF")
+    return dict(found[name])

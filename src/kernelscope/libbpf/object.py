@@ -201,7 +201,10 @@ class BpfObject:
             ptr = check_ptr(lib.bpf_map__initial_value(mp._ptr, ctypes.byref(size)),
                             f"initial value of {section}")
             import numpy as np
-            arr = np.asarray(value, dtype=dtype)
+            if dtype.subdtype is not None:   # an array global: fill it element-wise
+                arr = np.asarray(value, dtype=dtype.base).reshape(dtype.shape)
+            else:
+                arr = np.asarray(value, dtype=dtype)
             raw = arr.tobytes()
             if offset + len(raw) > size.value:
                 raise LibbpfError(f"{name} outside {section}", _errno.ERANGE)

@@ -33,17 +33,21 @@ def total(slots: Sequence[int]) -> int:
 
 
 def format_log2(slots: Sequence[int], unit: str = "usecs", width: int = 40) -> str:
-    """The histogram as bcc's print_log2_hist prints it."""
+    """The histogram as bcc's print_log2_hist prints it (same columns)."""
     rows = buckets(slots)
+    wide = len(rows) > 32   # bcc widens the columns past 2^32
+    head = f"{'':{15 if wide else 5}}{unit:<{29 if wide else 19}} : count    distribution"
     if not rows:
-        return f"{unit:>20} : count    distribution\n(no events)"
+        return f"{head}\n(no events)"
     peak = max(r["count"] for r in rows) or 1
-    lines = [f"{unit:>20} : count    distribution"]
+    col = 20 if wide else 10
+    lines = [head]
     for r in rows:
         stars = int(r["count"] * width / peak)
         if r["count"] and not stars:
             stars = 1 if r["count"] * width / peak >= 0.5 else 0
-        lines.append(f"{r['low']:>10} -> {r['high']:<10}: {r['count']:<8} |{'*' * stars:<{width}}|")
+        lines.append(f"{r['low']:>{col}} -> {r['high']:<{col}} : {r['count']:<8} "
+                     f"|{'*' * stars:<{width}}|")
     return "\n".join(lines)
 
 

@@ -119,6 +119,9 @@ class LoadedProbe:
 
 
 _AUTO_ATTACH = {"tracepoint", "raw_tp", "tp_btf", "kprobe", "fentry", "iter", "lsm"}
+# A bare SEC("raw_tp") names no tracepoint: user space runs it on demand
+# with BPF_PROG_TEST_RUN (kernelscope.net.flows does), so it is never attached.
+_ON_DEMAND_SECTIONS = {"raw_tp", "raw_tracepoint"}
 
 
 def open_probe(name_or_spec, config: dict | None = None, attach: bool = True,
@@ -157,7 +160,11 @@ def open_probe(name_or_spec, config: dict | None = None, attach: bool = True,
         loaded = LoadedProbe(spec, obj, choices)
         if attach:
             for c in choices.values():
-                if c.program and c.mechanism in _AUTO_ATTACH:
+                # (a program that spec.prepare turned off, e.g. an optional hook whose
+                # tracepoint this kernel lacks, is not loaded and not attached)
+                if (c.program and c.mechanism in _AUTO_ATTACH
+                        and obj.programs[c.program].autoload
+                        and obj.programs[c.program].section not in _ON_DEMAND_SECTIONS):
                     obj.programs[c.program].attach()
             if spec.attach:
                 spec.attach(loaded, **attach_args)

@@ -85,6 +85,9 @@ static __always_inline void ks_hist_add(struct ks_hist *h, __u64 v)
 	__u32 slot = ks_log2(v);
 	if (slot >= KS_HIST_SLOTS)
 		slot = KS_HIST_SLOTS - 1;
+	/* a mask the compiler cannot drop: with a narrow v it may index with a copy
+	 * of slot that the verifier has not seen bounded */
+	asm volatile("%0 &= %1" : "+r"(slot) : "i"(KS_HIST_SLOTS - 1));
 	__sync_fetch_and_add(&h->slots[slot], 1);
 }
 
