@@ -71,13 +71,26 @@ def positive_float(text: str) -> float:
     return v
 
 
-def record_filter(args) -> Callable[[dict], bool]:
-    """The pid/comm/uid filter of the common flags, for decoded records."""
+def kernel_filter_config(args, **config) -> dict:
+    """`cfg_pid` / `cfg_uid` for probes that filter in the kernel: a single -p and -u
+    are applied there; several pids are left to record_filter in Python."""
+    pids = getattr(args, "pid", None) or ()
+    if len(pids) == 1:
+        config["pid"] = pids[0]
+    if getattr(args, "uid", None) is not None:
+        config["uid"] = args.uid
+    return config
+
+
+def record_filter(args, also: Callable[[dict], bool] | None = None) -> Callable[[dict], bool]:
+    """The pid/comm/uid filter of the common flags, for decoded records, and `also`."""
     pids = set(getattr(args, "pid", None) or ())
     comms = set(getattr(args, "comm", None) or ())
     uid = getattr(args, "uid", None)
 
     def keep(rec: dict) -> bool:
+        if also is not None and not also(rec):
+            return False
         if pids and rec.get("pid") not in pids:
             return False
         if comms and rec.get("comm") not in comms:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import shlex
 
-from kernelscope.tools.common import add_common, emit_json_or, fmt_time, run_event_tool
+from kernelscope.tools.common import (add_common, emit_json_or, fmt_time, record_filter,
+                                       run_event_tool)
 
 NAME = "execsnoop"
 HELP = "trace exec() calls: pid, ppid, uid, return value and argv"
@@ -32,13 +33,10 @@ def run(args) -> int:
     from kernelscope.errors import UsageError
     if not 1 <= args.max_args <= 64:
         raise UsageError("--max-args must be between 1 and 64")
-    base_keep = None
-    if args.fails:
-        from kernelscope.tools.common import record_filter
-        f = record_filter(args)
-        base_keep = lambda r: r["retval"] < 0 and f(r)  # noqa: E731
+    fails = (lambda r: r["retval"] < 0) if args.fails else None
+    # -p is the new process's pid, known only after the exec: filtered in Python
     config = {"max_args": args.max_args}
     if args.uid is not None:
         config["uid"] = args.uid
     return run_event_tool(args, "proc_exec", emit_json_or(format_line, "exec"),
-                          config=config, header=HEADER, keep=base_keep)
+                          config=config, header=HEADER, keep=record_filter(args, also=fails))

@@ -7,7 +7,8 @@ exit_code (0-255, meaningful when sig is 0), sig / sig_name (terminating signal,
 
 from __future__ import annotations
 
-from kernelscope.tools.common import add_common, emit_json_or, fmt_time, record_filter, run_event_tool
+from kernelscope.tools.common import (add_common, emit_json_or, fmt_time, kernel_filter_config,
+                                       record_filter, run_event_tool)
 
 NAME = "exitsnoop"
 HELP = "trace process exits: exit code or signal, lifetime"
@@ -37,14 +38,8 @@ def format_line(r: dict) -> str:
 
 
 def run(args) -> int:
-    config = {"threads": 1 if args.threads else 0}
-    if args.pid and len(args.pid) == 1:
-        config["pid"] = args.pid[0]
-    if args.uid is not None:
-        config["uid"] = args.uid
-    base = record_filter(args)
-    keep = base
-    if args.failed:
-        keep = lambda r: (r["sig"] != 0 or r["exit_code"] != 0) and base(r)  # noqa: E731
+    config = kernel_filter_config(args, threads=1 if args.threads else 0)
+    failed = (lambda r: r["sig"] != 0 or r["exit_code"] != 0) if args.failed else None
+    keep = record_filter(args, also=failed)
     return run_event_tool(args, "proc_exit", emit_json_or(format_line, "exit"),
                           config=config, header=HEADER, keep=keep)

@@ -9,7 +9,8 @@ cgroup_id.
 
 from __future__ import annotations
 
-from kernelscope.tools.common import add_common, emit_json_or, fmt_time, record_filter, run_event_tool
+from kernelscope.tools.common import (add_common, emit_json_or, fmt_time, kernel_filter_config,
+                                       record_filter, run_event_tool)
 
 NAME = "opensnoop"
 HELP = "trace open/openat/openat2: path, flags, mode, fd or errno"
@@ -32,14 +33,8 @@ def format_line(r: dict) -> str:
 
 
 def run(args) -> int:
-    config = {"failed": 1 if args.failed else 0}
-    if args.pid and len(args.pid) == 1:
-        config["pid"] = args.pid[0]
-    if args.uid is not None:
-        config["uid"] = args.uid
-    base = record_filter(args)
-    keep = base
-    if args.name:
-        keep = lambda r: args.name in r["comm"] and base(r)  # noqa: E731
+    config = kernel_filter_config(args, failed=1 if args.failed else 0)
+    named = (lambda r: args.name in r["comm"]) if args.name else None
+    keep = record_filter(args, also=named)
     return run_event_tool(args, "file_open", emit_json_or(format_line, "open"),
                           config=config, header=HEADER, keep=keep)
