@@ -48,6 +48,53 @@ struct {
 	__type(value, struct proc_exec_event);
 } scratch SEC(".maps");
 
+/* Completed execs by command name and outcome, counted in the kernel so that
+ * metrics need no per-event work in user space (read at scrape time). */
+struct proc_exec_count_key {
+	char comm[KS_COMM_LEN];
+	__u32 failed;        /* 1 when the exec returned an error */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, struct proc_exec_count_key);
+	__type(value, __u64);
+} exec_count SEC(".maps");
+
+/* Execs not counted in exec_count because it was full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} exec_count_full SEC(".maps");
+
+static __always_inline void count_exec(long ret)
+{
+	struct proc_exec_count_key key = {};
+	__u64 one = 1, *n;
+	__u32 zero = 0;
+
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	key.failed = ret < 0;
+	n = bpf_map_lookup_elem(&exec_count, &key);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	if (bpf_map_update_elem(&exec_count, &key, &one, BPF_NOEXIST) == 0)
+		return;
+	n = bpf_map_lookup_elem(&exec_count, &key);   /* lost a race to insert it */
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	n = bpf_map_lookup_elem(&exec_count_full, &zero);
+	if (n)
+		*n += 1;
+}
+
 static __always_inline int on_enter(const char *filename, const char *const *argv)
 {
 	__u32 zero = 0, tid = (__u32)bpf_get_current_pid_tgid();
@@ -118,6 +165,7 @@ static __always_inline int on_exit(long ret)
 
 	if (!e)
 		return 0;
+	count_exec(ret);
 	out = KS_RESERVE(events, struct proc_exec_event);
 	if (out) {
 		bpf_probe_read_kernel(out, sizeof(*out), e);

@@ -1,0 +1,1 @@
+"""The long-running agent: config, modules (probe + rows + metrics), store, HTTP API, lifecycle."""
