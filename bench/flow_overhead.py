@@ -30,10 +30,8 @@ import argparse
 import os
 import random
 import re
-import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,6 +40,9 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchutil import free_port, wait_line  # noqa: E402
 
 NGINX_CONF = """
 worker_processes 1;
@@ -98,27 +99,6 @@ tracepoint:tcp:tcp_destroy_sock {
     delete(@tx[args->skaddr]); delete(@rx[args->skaddr]);
 }
 """
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_line(proc, stream, needle: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([stream], [], [], 0.2)
-        if r:
-            line = stream.readline()
-            if needle in line:
-                return
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited early: {proc.stderr.read()}")
-    raise RuntimeError(f"{proc.args[0]} not ready")
 
 
 def start_observer(mode: str, tmp: Path, port: int):

@@ -16,7 +16,6 @@ usage: python bench/ringbuf_reader.py [--records N] [--rounds R] [--stream-secon
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import statistics
 import struct

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
 import shutil
 import signal
 import statistics
@@ -30,6 +29,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchutil import wait_line  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 KS = [sys.executable, "-m", "kernelscope"]
@@ -52,23 +54,10 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, ru.ru_utime + ru.ru_stime
 
 
-def wait_line(stream, needle: str, proc, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([stream], [], [], 0.2)
-        if r:
-            line = stream.readline()
-            if needle in line:
-                return
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited early")
-    raise RuntimeError(f"{proc.args} not ready")
-
-
 def under(tool_cmd: list[str], ready_stream: str, needle: str, count: int) -> tuple[float, float]:
     proc = subprocess.Popen(tool_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_line(getattr(proc, ready_stream), needle, proc)
+        wait_line(proc, getattr(proc, ready_stream), needle)
         time.sleep(0.2)
         return timed(workload(count))
     finally:

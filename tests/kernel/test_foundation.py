@@ -8,14 +8,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, ks_cmd, leaked_prog_ids, bpf_prog_ids, run_ks, start_ks, wait_attached
+from conftest import ROOT, bpf_prog_ids, run_ks, start_ks, wait_attached
 
 from kernelscope.build import build
 from kernelscope.runtime.decode import Decoder

@@ -111,7 +111,6 @@ def test_throughput_tracker_deltas():
 
 
 def test_records_from_batch_decodes_kernel_layout():
-    from kernelscope.btf import Btf
     from kernelscope.net.flows import records_from_batch
     from kernelscope.runtime.paths import object_path
     path = object_path("tcp_flow")

@@ -106,7 +106,6 @@ class Agent(MetricSource):
         for kind, ecfg_ in self.cfg["exporters"].items():
             self.sinks.append(build_exporter(kind, ecfg_, acfg["host"]))
         wanted = acfg.get("modules") or list(MODULES)
-        explicit = bool(acfg.get("modules"))
         from kernelscope.runtime.paths import probe_names
         have = set(probe_names())
         for name in wanted:

@@ -385,3 +385,14 @@ class Batcher:
             # once per outage, not once per retry
             log.warning("%s: %s", self.name, message)
             self._logged_error = True
+
+
+class BatchedSinkMixin:
+    """The flush every sink built on a Batcher shares (self.batcher)."""
+
+    def flush(self, timeout: float | None = None, force: bool = False) -> None:
+        """Ask the sender thread to send what is queued if `interval` has passed since
+        its last send, without waiting (the agent's periodic flush). `force`: send now
+        and wait until it is out, an attempt failed, or `timeout` (default: the request
+        timeout). close() always sends everything it can."""
+        self.batcher.flush(timeout, force=force)

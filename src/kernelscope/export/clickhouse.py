@@ -45,7 +45,7 @@ from datetime import datetime, timezone
 
 from kernelscope import __version__
 from kernelscope.export.base import Sink
-from kernelscope.export.batching import Batcher, Config, PermanentError, RetryableError
+from kernelscope.export.batching import Batcher, BatchedSinkMixin, Config, PermanentError, RetryableError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # ClickHouse exception codes that mean "this data or statement is wrong": retrying the
@@ -210,7 +210,7 @@ class ClickHouseHTTP:
             raise RetryableError(f"ClickHouse {self.url}: {getattr(e, 'reason', e)}")
 
 
-class ClickHouseSink(Sink):
+class ClickHouseSink(BatchedSinkMixin, Sink):
     """Batches of records -> INSERT ... FORMAT JSONEachRow, schema created on the way."""
 
     name = "clickhouse"
@@ -264,13 +264,6 @@ class ClickHouseSink(Sink):
         if not records or (self.tables is not None and table not in self.tables):
             return
         self.batcher.put(table, records)
-
-    def flush(self, timeout: float | None = None, force: bool = False) -> None:
-        """Ask the sender thread to send what is queued if `interval` has passed since
-        its last send, without waiting (the agent's periodic flush). `force`: send now
-        and wait until it is out, an attempt failed, or `timeout` (default: the request
-        timeout). close() always sends everything it can."""
-        self.batcher.flush(timeout, force=force)
 
     def close(self) -> None:
         self.batcher.close()

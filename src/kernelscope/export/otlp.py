@@ -57,7 +57,7 @@ from typing import Iterable
 
 from kernelscope import __version__
 from kernelscope.export.base import Sink
-from kernelscope.export.batching import (Batcher, Config, ConfigError, PermanentError,
+from kernelscope.export.batching import (Batcher, BatchedSinkMixin, Config, ConfigError, PermanentError,
                                          RetryableError)
 
 PROTOCOLS = ("grpc", "http/protobuf")
@@ -465,7 +465,7 @@ class _GrpcTransport:
 
 # -- the sink --------------------------------------------------------------------------
 
-class OtlpSink(Sink):
+class OtlpSink(BatchedSinkMixin, Sink):
     """Events as OTLP logs/spans and metrics as OTLP metrics, pushed in the background."""
 
     name = "otlp"
@@ -545,13 +545,6 @@ class OtlpSink(Sink):
         """Export these records as spans whatever the `spans` setting says."""
         if records:
             self.batcher.put("traces", [(table, r) for r in records])
-
-    def flush(self, timeout: float | None = None, force: bool = False) -> None:
-        """Ask the sender thread to send what is queued if `interval` has passed since
-        its last send, without waiting (the agent's periodic flush). `force`: send now
-        and wait until it is out, an attempt failed, or `timeout` (default: the request
-        timeout). close() always sends everything it can."""
-        self.batcher.flush(timeout, force=force)
 
     def close(self) -> None:
         if self._closed:

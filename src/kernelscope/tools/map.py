@@ -63,7 +63,7 @@ def render_svg(dot_text: str) -> str:
 
 def run(args) -> int:
     from kernelscope.net import servicemap as sm
-    from kernelscope.net.flows import open_flow_table, report_table
+    from kernelscope.net.flows import open_flow_table
     from kernelscope.tools.common import announce_attached
 
     fmt = args.format or ("json" if args.json else "table")
