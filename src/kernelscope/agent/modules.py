@@ -104,8 +104,11 @@ class FlowModule(ProbeModule):
     OPTIONS = {
         "max_flows": (_int(0, 10_000_000), 0, "kernel flow table size (0: the probe's default)"),
         "live_interval": (_duration, 30.0, "seconds between snapshots of open flows (0: none)"),
-        "ring_size": (_size_pow2, 0, 'close-event ring buffer size, a power of two ("16MiB"; 0: the '
-                                     "probe's default)"),
+        # 2 MiB holds ~12,000 close records; the agent drains it on every wakeup. Its
+        # pages are resident twice over (the kernel maps the data area twice), so the
+        # size is the agent's memory: raise it for hosts with bursts of >50k conn/s
+        "ring_size": (_size_pow2, 2 << 20, 'close-event ring buffer size, a power of two ("16MiB"; 0: the '
+                                           "probe's default, 4 MiB)"),
     }
 
     @property

@@ -74,13 +74,14 @@ class RingBuffer:
         prod = int(self._prod[0])
         rec_size = self.dtype.itemsize
         taken = 0
+        short: list[bytes] = []   # records shorter than the struct (variable-size output)
         while cons < prod:
             start = cons & self.mask
             avail = prod - cons
             n_fixed = avail // self.stride
             if max_records is not None:
                 n_fixed = min(n_fixed, max_records - taken)
-            if n_fixed:
+            if n_fixed and not short:
                 lens = np.ndarray((n_fixed,), dtype=self._len_only, buffer=self._data,
                                   offset=start)["len"]
                 if (lens == rec_size).all():
@@ -104,23 +105,33 @@ class RingBuffer:
                 break
             length = hdr & ~(BUSY | DISCARD)
             if not hdr & DISCARD:
-                rec = np.zeros(1, dtype=self.dtype)
-                body_off = (cons & self.mask) + HDR
-                n = min(length, rec_size)
-                rec.view(np.uint8)[:n] = self._data[body_off:body_off + n]
-                parts.append(rec)
+                body = (cons & self.mask) + HDR
+                short.append(self._data[body:body + min(length, rec_size)].tobytes())
                 taken += 1
             else:
                 self.discarded += 1
             cons += _round8(HDR + length)
             if max_records is not None and taken >= max_records:
                 break
+            if len(short) >= 4096 or cons >= prod:
+                parts.append(self._pad(short))
+                short = []
+        if short:
+            parts.append(self._pad(short))
         if cons != int(self._cons[0]):
             self._cons[0] = cons  # x86 stores are ordered: the copy above is complete
         self.records += taken
         if not parts:
             return np.empty(0, dtype=self.dtype)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _pad(self, raws: list[bytes]) -> np.ndarray:
+        """Variable-size records -> one array of `dtype`, the missing tail zeroed."""
+        out = np.zeros(len(raws), dtype=self.dtype)
+        flat = out.view(np.uint8).reshape(len(raws), self.dtype.itemsize)
+        for i, raw in enumerate(raws):
+            flat[i, :len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+        return out
 
     def close(self) -> None:
         if self._poll is not None:
