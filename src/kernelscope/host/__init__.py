@@ -40,7 +40,7 @@ def privileges() -> dict:
 
 def require_privileges() -> None:
     if not privileges()["sufficient"]:
-        raise PrivilegeError("kernelscope needs root, or CAP_BPF and CAP_PERFMON "
+        raise PrivilegeError("root is needed, or CAP_BPF and CAP_PERFMON "
                              "(plus CAP_SYS_ADMIN for some hooks): run it with sudo")
 
 
