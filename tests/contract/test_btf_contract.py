@@ -18,14 +18,17 @@ from kernelscope.runtime.paths import PROBES_DIR, object_path, probe_names
 from kernelscope.runtime.probe import load_spec
 
 TOOLS_DIR = PROBES_DIR.parent / "tools"
+PKG = PROBES_DIR.parent
+# decoders that live outside the probe folder
+EXTRA_SOURCES = {"tcp_flow": [PKG / "net" / "flows.py"]}
 
 
 def batch_fields(path: Path) -> set[str]:
-    """String subscripts of names called `batch` (or ending in `_batch`)."""
+    """String subscripts of names called `batch` or `b` (or ending in `_batch`)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
-                and (node.value.id == "batch" or node.value.id.endswith("_batch"))
+                and (node.value.id in ("batch", "b") or node.value.id.endswith("_batch"))
                 and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str)):
             names.add(node.slice.value)
     return names
@@ -52,6 +55,8 @@ def test_probe_fields_exist_in_btf(probe):
     used = set()
     for py in (PROBES_DIR / probe).glob("*.py"):
         used |= batch_fields(py)
+    for extra in EXTRA_SOURCES.get(probe, []):
+        used |= batch_fields(extra)
     for tool in spec.tools:
         tp = TOOLS_DIR / f"{tool}.py"
         if tp.exists():
