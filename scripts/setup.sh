@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CORE_PKGS=(clang llvm libbpf-dev libbpf1 bpftool iproute2 python3 python3-venv python3-pip gcc make)
-TEST_PKGS=(nftables strace bpftrace libbpf-tools graphviz curl nginx wrk redis-server
+CORE_PKGS=(clang llvm libbpf-dev libbpf1 bpftool iproute2 python3 python3-venv python3-pip gcc make graphviz)
+TEST_PKGS=(nftables strace bpftrace libbpf-tools curl nginx wrk redis-server
            postgresql postgresql-client prometheus clickhouse-server util-linux procps
            linux-perf tcpdump hyperfine)
 
