@@ -16,6 +16,7 @@ import time
 from kernelscope.agent.config import _int, parse_duration
 from kernelscope.agent.module import ProbeModule
 from kernelscope.export.metrics import Metric, log2_histogram
+from kernelscope.runtime.decode import cstr
 
 
 def _duration(v):
@@ -81,10 +82,9 @@ class ExecModule(ProbeModule):
         keys, vals = self.loaded.maps["exec_count"].lookup_batch()
         samples = []
         for k, v in zip(keys, vals):
-            comm = bytes(k["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace")
+            comm = cstr(bytes(k["comm"]))
             samples.append(({"comm": comm, "result": "error" if k["failed"] else "ok"}, int(v)))
-        full = self.loaded.maps["exec_count_full"].lookup(0) or []
-        not_counted = sum(int.from_bytes(x, "little") for x in full)
+        not_counted = self.loaded.maps["exec_count_full"].percpu_sum(0)
         return [
             Metric("kernelscope_exec_total", "counter",
                    "execs completed, by new command name and result (counted in the kernel)", samples),

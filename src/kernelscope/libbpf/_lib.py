@@ -76,6 +76,7 @@ _PROTOS = {
     "bpf_program__attach_uprobe_opts": (c_void_p, [c_void_p, c_int, c_char_p, c_size_t, c_void_p]),
     "bpf_program__attach_trace": (c_void_p, [c_void_p]),
     "bpf_program__attach_kprobe": (c_void_p, [c_void_p, c_bool, c_char_p]),
+    "bpf_prog_test_run_opts": (c_int, [c_int, c_void_p]),
     # link
     "bpf_link__destroy": (c_int, [c_void_p]),
     "bpf_link__fd": (c_int, [c_void_p]),

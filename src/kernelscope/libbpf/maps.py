@@ -111,6 +111,21 @@ class Map:
             raise _err(f"lookup in {self.name}")
         return self._value_out(buf.raw)
 
+    def percpu_sum(self, key=0):
+        """A per-CPU value summed over CPUs: an int for a plain integer value, or a
+        dict field -> int when value_dtype is a struct (counters kept per CPU)."""
+        vals = self.lookup(key)
+        if self.value_dtype is not None and self.value_dtype.names:
+            names = self.value_dtype.names
+            if vals is None:
+                return {n: 0 for n in names}
+            return {n: int(vals[n].sum()) for n in names}
+        if vals is None:
+            return 0
+        if self.value_dtype is not None:
+            return int(np.asarray(vals).sum())
+        return sum(int.from_bytes(v, "little") for v in vals)
+
     def update(self, key, value, flags: int = BPF_ANY) -> None:
         k = self._key_bytes(key)
         if isinstance(value, int):

@@ -54,6 +54,18 @@ class UprobeOpts(ctypes.Structure):
     ]
 
 
+class TestRunOpts(ctypes.Structure):
+    """struct bpf_test_run_opts (libbpf 1.1)."""
+    _fields_ = [("sz", ctypes.c_size_t), ("data_in", ctypes.c_void_p),
+                ("data_out", ctypes.c_void_p), ("data_size_in", ctypes.c_uint32),
+                ("data_size_out", ctypes.c_uint32), ("ctx_in", ctypes.c_void_p),
+                ("ctx_out", ctypes.c_void_p), ("ctx_size_in", ctypes.c_uint32),
+                ("ctx_size_out", ctypes.c_uint32), ("retval", ctypes.c_uint32),
+                ("repeat", ctypes.c_int), ("duration", ctypes.c_uint32),
+                ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32),
+                ("batch_size", ctypes.c_uint32)]
+
+
 class Program:
     def __init__(self, obj: "BpfObject", ptr: int):
         self._obj = obj
@@ -118,6 +130,14 @@ class Program:
         take_messages()
         return self._link(lib.bpf_program__attach_kprobe(self._ptr, retprobe, function.encode()),
                           f"kprobe {function}")
+
+    def test_run(self) -> int:
+        """Run a loaded program once, now, on this CPU (BPF_PROG_TEST_RUN): for
+        on-demand programs such as a bare SEC("raw_tp"). Returns its return value."""
+        opts = TestRunOpts(sz=ctypes.sizeof(TestRunOpts))
+        take_messages()
+        check_int(lib.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts)), f"run {self.name}")
+        return opts.retval
 
     def attach_trace(self) -> Link:
         """fentry/fexit/tp_btf by the BTF target named in the section."""

@@ -10,7 +10,6 @@ from the ring buffer, merged by FlowTable.poll(). Field list: docs/network.md.
 
 from __future__ import annotations
 
-import ctypes
 
 import numpy as np
 
@@ -174,29 +173,6 @@ def add_process(records: list[dict], procs, cgroups=None) -> list[dict]:
     return records
 
 
-class _TestRunOpts(ctypes.Structure):
-    """libbpf's struct bpf_test_run_opts (1.1)."""
-    _fields_ = [("sz", ctypes.c_size_t), ("data_in", ctypes.c_void_p),
-                ("data_out", ctypes.c_void_p), ("data_size_in", ctypes.c_uint32),
-                ("data_size_out", ctypes.c_uint32), ("ctx_in", ctypes.c_void_p),
-                ("ctx_out", ctypes.c_void_p), ("ctx_size_in", ctypes.c_uint32),
-                ("ctx_size_out", ctypes.c_uint32), ("retval", ctypes.c_uint32),
-                ("repeat", ctypes.c_int), ("duration", ctypes.c_uint32),
-                ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32),
-                ("batch_size", ctypes.c_uint32)]
-
-
-def run_program(prog_fd: int) -> None:
-    """Run a loaded on-demand program (bare SEC("raw_tp")) once, now, on this CPU."""
-    from kernelscope.libbpf._lib import LibbpfError, lib
-    fn = lib.bpf_prog_test_run_opts
-    fn.argtypes = [ctypes.c_int, ctypes.POINTER(_TestRunOpts)]
-    fn.restype = ctypes.c_int
-    opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts))
-    if fn(prog_fd, ctypes.byref(opts)) < 0:
-        raise LibbpfError("run refresh_flows", ctypes.get_errno())
-
-
 class FlowTable:
     """Merge the kernel flow table (live) and the close events of one loaded tcp_flow probe."""
 
@@ -233,7 +209,7 @@ class FlowTable:
         """Every flow now in the kernel table, its counters refreshed from the socket now
         (closed flows whose socket the process still holds come with open=False)."""
         if self._refresh is not None:
-            run_program(self._refresh.fd)
+            self._refresh.test_run()
         _keys, vals = self.map.lookup_batch()
         vals = np.asarray(vals)
         self.live_count = len(vals)
@@ -271,7 +247,7 @@ class FlowTable:
         """poll() as columns: (closed, live), each {field: list of values}. The cheap
         path for consumers that store or aggregate batches (no dict per connection)."""
         if self._refresh is not None:
-            run_program(self._refresh.fd)
+            self._refresh.test_run()
         _keys, vals = self.map.lookup_batch()
         vals = np.asarray(vals)
         self.live_count = len(vals)
@@ -284,14 +260,7 @@ class FlowTable:
 
     def stats(self) -> dict:
         """Kernel counters of the table: evicted = inserted - removed - live entries."""
-        mp = self.loaded.maps["stats"]
-        raw = mp.lookup(0) or []
-        dt = np.dtype([("inserted", "<u8"), ("removed", "<u8"), ("insert_failed", "<u8")])
-        tot = {k: 0 for k in dt.names}
-        for row in raw:
-            v = np.frombuffer(bytes(row)[:dt.itemsize], dtype=dt)[0]
-            for k in dt.names:
-                tot[k] += int(v[k])
+        tot = self.loaded.map_dtype("stats", value="tcp_flow_stats").percpu_sum(0)
         live = len(self.map.lookup_batch()[0])
         tot["live"] = live
         tot["evicted"] = max(0, tot["inserted"] - tot["removed"] - live)

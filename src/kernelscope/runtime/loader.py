@@ -92,10 +92,7 @@ class LoadedProbe:
     def lost(self) -> int:
         """Ring-buffer reservations that failed, summed over CPUs."""
         mp = self.maps.get("ks_lost")
-        if mp is None:
-            return 0
-        vals = mp.lookup(0)
-        return sum(int.from_bytes(v, "little") for v in vals) if vals else 0
+        return mp.percpu_sum(0) if mp is not None else 0
 
     def map_dtype(self, map_name: str, key: str | None = None, value: str | None = None):
         mp = self.maps[map_name]

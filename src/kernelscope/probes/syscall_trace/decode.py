@@ -7,10 +7,10 @@ values into strace-like text.
 
 from __future__ import annotations
 
-import errno as _errno
 import os
 
 from kernelscope.probes.file_open.decode import creates, dirfd_str, open_flags
+from kernelscope.runtime.decode import errno_name
 
 STR_MAX = 255      # bytes of a string argument kept (NUL excluded)
 SHOW_MAX = 32      # bytes of a buffer shown, like strace's default -s 32
@@ -170,7 +170,7 @@ def format_ret(sysname: str, ret: int, returned: bool = True) -> str:
     ret = int(ret)
     if -4095 <= ret < 0:
         code = -ret
-        return f"-1 {_errno.errorcode.get(code, f'E{code}')} ({os.strerror(code)})"
+        return f"-1 {errno_name(code)} ({os.strerror(code)})"
     if sysname in ADDRESS_RESULT:
         return hex(ret & (2**64 - 1))
     return str(ret)
@@ -178,4 +178,4 @@ def format_ret(sysname: str, ret: int, returned: bool = True) -> str:
 
 def ret_errno(ret: int) -> str | None:
     ret = int(ret)
-    return _errno.errorcode.get(-ret, f"E{-ret}") if -4095 <= ret < 0 else None
+    return errno_name(-ret) if -4095 <= ret < 0 else None
