@@ -331,3 +331,8 @@ def test_map_ops_batch_and_percpu(layout_obj, no_leaks):
         per_cpu = [int.from_bytes(b, "little") for b in pc.lookup(1)]
         from kernelscope.libbpf import possible_cpus
         assert sum(per_cpu) == 25 and len(per_cpu) == possible_cpus()
+        # key and value types come from the map's own BTF declaration when not named
+        auto = p.map_dtype("test_percpu")
+        assert auto.key_dtype == np.dtype("<u4") and auto.value_dtype == np.dtype("<u8")
+        assert auto.percpu_sum(1) == 25
+        assert p.map_dtype("test_hash").value_dtype == p.btf.dtype("layout_inner")

@@ -72,9 +72,7 @@ class ExecModule(ProbeModule):
         super().start()
         # exec_count is labelled by hand below; the generic counter would duplicate it
         self._maps = [m for m in self._maps if m[1] != "exec_count"]
-        mp = self.loaded.maps["exec_count"]
-        mp.key_dtype = self.loaded.btf.dtype("proc_exec_count_key")
-        mp.value_dtype = np.dtype("<u8")
+        self.loaded.map_dtype("exec_count")
 
     def collect(self) -> list[Metric]:
         if self.loaded is None:
@@ -218,20 +216,15 @@ class SyscallModule(_SummaryModule):
 
     def _read(self) -> dict[str, tuple[int, int, int]]:
         from kernelscope.enrich import syscalls
-        if "counts_by_nr" in self.loaded.maps:    # per-CPU array indexed by syscall number
-            mp = self.loaded.maps["counts_by_nr"]
-            mp.key_dtype = np.dtype([("id", "<u4")])
-        else:
-            mp = self.loaded.maps["counts"]
-            mp.key_dtype = self.loaded.btf.dtype("syscall_count_key")
-        mp.value_dtype = self.loaded.btf.dtype("syscall_count_value")
+        # per-CPU array indexed by syscall number, or (older objects) a hash
+        mp = self.loaded.map_dtype("counts_by_nr" if "counts_by_nr" in self.loaded.maps else "counts")
         keys, vals = mp.lookup_batch()
         out = {}
         counts = vals["count"].sum(axis=1)
         for k, v, c in zip(keys, vals, counts):
             if not c:
                 continue
-            name = syscalls.name(int(k["id"]))
+            name = syscalls.name(int(k["id"] if mp.key_dtype.names else k))
             c, e, t = int(c), int(v["errors"].sum()), int(v["total_ns"].sum())
             pc, pe, pt = out.get(name, (0, 0, 0))
             out[name] = (pc + c, pe + e, pt + t)

@@ -134,6 +134,24 @@ class Btf:
                     break
         return out
 
+    def map_types(self, map_name: str) -> tuple[int | None, int | None]:
+        """(key type id, value type id) of a map declared with __type(key/value, ...)
+        in SEC(".maps"); None for a side that is not declared that way."""
+        for t in self.types:
+            if t.kind != "datasec" or t.name != ".maps":
+                continue
+            for vtid, _off, _size in t.members:
+                var = self.types[vtid]
+                if var.name != map_name:
+                    continue
+                out = {"key": None, "value": None}
+                for m in self.resolve(var.type).members:
+                    ptr = self.resolve(m.type)
+                    if m.name in out and ptr.kind == "ptr":
+                        out[m.name] = ptr.type
+                return out["key"], out["value"]
+        return None, None
+
     def find_var(self, name: str):
         """(datasec name, offset, dtype) of a global variable."""
         for t in self.types:

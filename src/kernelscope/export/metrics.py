@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Union
 
+from kernelscope.runtime.hist import bucket_range
+
 Labels = dict
 HistValue = tuple  # (list[(upper_bound: float, cumulative_count: int)], sum: float, count: int)
 Value = Union[int, float, HistValue]
@@ -59,8 +61,8 @@ def log2_histogram(slots, scale: float = 1.0) -> HistValue:
     for i in range(last + 1):
         c = slots[i]
         run += c
-        lo = 0 if i == 0 else (1 << i)
-        hi = 1 << (i + 1)
+        lo, hi = bucket_range(i)
+        hi += 1   # upper edge of the bucket, exclusive
         total += c * (lo + hi) / 2 * scale
         buckets.append((hi * scale, run))
     buckets.append((math.inf, run))

@@ -184,9 +184,7 @@ class FlowTable:
         self.loaded = loaded
         self.decoder = Decoder(loaded.btf, "tcp_flow_event")
         self.ring = loaded.ring()
-        self.map = loaded.maps["flows"]
-        self.map.key_dtype = np.dtype("<u8")
-        self.map.value_dtype = self.decoder.dtype
+        self.map = loaded.map_dtype("flows")
         self.procs = ProcessCache() if cmdline else None
         self.cgroups = CgroupResolver() if containers else None
         self.live_count = 0
@@ -260,7 +258,7 @@ class FlowTable:
 
     def stats(self) -> dict:
         """Kernel counters of the table: evicted = inserted - removed - live entries."""
-        tot = self.loaded.map_dtype("stats", value="tcp_flow_stats").percpu_sum(0)
+        tot = self.loaded.map_dtype("stats").percpu_sum(0)
         live = len(self.map.lookup_batch()[0])
         tot["live"] = live
         tot["evicted"] = max(0, tot["inserted"] - tot["removed"] - live)

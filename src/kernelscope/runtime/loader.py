@@ -95,11 +95,14 @@ class LoadedProbe:
         return mp.percpu_sum(0) if mp is not None else 0
 
     def map_dtype(self, map_name: str, key: str | None = None, value: str | None = None):
+        """The map with key/value dtypes from BTF: the named types, or, for a side not
+        named, the type the map was declared with (`__type(key, ...)`)."""
         mp = self.maps[map_name]
-        if key:
-            mp.key_dtype = self.btf.dtype(key)
-        if value:
-            mp.value_dtype = self.btf.dtype(value)
+        key_tid, value_tid = self.btf.map_types(map_name)
+        if key or key_tid is not None:
+            mp.key_dtype = self.btf.dtype(key or key_tid)
+        if value or value_tid is not None:
+            mp.value_dtype = self.btf.dtype(value or value_tid)
         return mp
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ def rows_from_arrays(keys: np.ndarray, vals: np.ndarray, per_process: bool) -> l
         row = {"count": count, "errors": int(v["errors"].sum()),
                "total_ns": int(v["total_ns"].sum())}
         row["avg_ns"] = row["total_ns"] // count
-        kid = int(keys[i]["id"])
+        kid = int(keys[i]["id"] if keys.dtype.names else keys[i])  # hash key struct, or array index
         if per_process:
             comms = [cstr(c) for c in v["comm"].tolist() if cstr(c)]
             row = {"pid": kid, "comm": comms[0] if comms else "", **row}
@@ -132,11 +132,9 @@ def run(args) -> int:
         # totals only grow in the kernel (no read-and-delete race); each report is the
         # difference from the previous one
         if args.process:   # a hash by tgid; rows of exited processes are pruned
-            counts = p.map_dtype("counts", "syscall_count_key", "syscall_count_value")
+            counts = p.map_dtype("counts")
         else:              # an array by syscall number
-            counts = p.maps["counts_by_nr"]
-            counts.key_dtype = np.dtype([("id", "<u4")])
-            counts.value_dtype = p.btf.dtype("syscall_count_value")
+            counts = p.map_dtype("counts_by_nr")
         before: dict = {}
         announce_attached("syscall_count")
         if not out.json:

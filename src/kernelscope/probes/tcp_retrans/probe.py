@@ -4,7 +4,6 @@ Events (one per retransmission) or, with config count=1, only the in-kernel map
 `counts` (struct ks_flow -> u64) read by tcpretrans -c.
 """
 
-import numpy as np
 
 from kernelscope.enrich.net import decode_addrs, family_name, format_addr, tcp_state_name
 from kernelscope.runtime.probe import ProbeSpec
@@ -24,8 +23,7 @@ def decode(loaded, batch, records):
 
 def read_counts(loaded) -> list[dict]:
     """The per-flow counter map as records, most retransmissions first."""
-    mp = loaded.map_dtype("counts", key="ks_flow")
-    mp.value_dtype = np.dtype("<u8")
+    mp = loaded.map_dtype("counts")
     keys, vals = mp.lookup_batch()
     out = []
     for k, v in zip(keys, vals.tolist()):
