@@ -61,6 +61,18 @@ static __always_inline __u32 ks_ppid(void)
 	return BPF_CORE_READ(task, real_parent, tgid);
 }
 
+/* A task's state: `__state` since 5.14, `state` before (CO-RE picks). */
+struct task_struct___old {
+	long state;
+} __attribute__((preserve_access_index));
+
+static __always_inline long ks_task_state(struct task_struct *t)
+{
+	if (bpf_core_field_exists(t->__state))
+		return BPF_CORE_READ(t, __state);
+	return BPF_CORE_READ((struct task_struct___old *)t, state);
+}
+
 /* log2 histograms: slot i counts values in [2^i, 2^(i+1)), slot 0 also 0.
  * Python prints them with kernelscope.runtime.hist. */
 #define KS_HIST_SLOTS 64

@@ -1,5 +1,6 @@
 /* Shared by the TCP probes (tcp_connect, tcp_state, tcp_retrans, tcp_drop, tcp_rtt):
- * reading a socket's flow with CO-RE, and remembering which process owns a socket.
+ * reading a socket's flow with CO-RE, and remembering which process owns a socket
+ * (tcp_flow uses the hook macros and fd/sock helpers).
  * Include after ks.bpf.h. Addresses are 16 raw bytes (IPv4 in the first 4), ports
  * in host byte order; Python formats them with kernelscope.enrich.net. */
 #ifndef KS_NET_BPF_H
@@ -42,12 +43,13 @@ static __always_inline void ks_owner_current(struct ks_owner *o)
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 }
 
-static __always_inline int ks_sock_is_tcp(struct sock *sk)
+static __always_inline int ks_sock_is_tcp(const struct sock *sk)
 {
 	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (fam != KS_AF_INET && fam != KS_AF_INET6)
 		return 0;
-	return BPF_CORE_READ(sk, sk_protocol) == KS_IPPROTO_TCP &&
+	/* sk_protocol was a bitfield before 5.6: the probed read serves both */
+	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == KS_IPPROTO_TCP &&
 	       BPF_CORE_READ(sk, sk_type) == KS_SOCK_STREAM;
 }
 
@@ -106,6 +108,32 @@ static __always_inline void ks_sock_flow(struct sock *sk, struct ks_flow *f)
 	int inet_sock_set_state__tracepoint(struct trace_event_raw_inet_sock_set_state *ctx) \
 	{                                                                               \
 		return handler((struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate); \
+	}
+
+/* accept() and accept4() returning: handler(long ret), ret the new fd or -errno. */
+#define KS_ACCEPT_EXIT(handler)                                                         \
+	SEC("tp/syscalls/sys_exit_accept4")                                             \
+	int accept4_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)              \
+	{                                                                               \
+		return handler(ctx->ret);                                               \
+	}                                                                               \
+	SEC("tp/syscalls/sys_exit_accept")                                              \
+	int accept_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)               \
+	{                                                                               \
+		return handler(ctx->ret);                                               \
+	}
+
+/* Every sendmsg/recvmsg on a socket: handler(struct trace_event_raw_sock_msg_length *). */
+#define KS_SOCK_MSG_LENGTH(handler)                                                     \
+	SEC("tp/sock/sock_send_length")                                                 \
+	int sock_send_length__tracepoint(struct trace_event_raw_sock_msg_length *ctx)   \
+	{                                                                               \
+		return handler(ctx);                                                    \
+	}                                                                               \
+	SEC("tp/sock/sock_recv_length")                                                 \
+	int sock_recv_length__tracepoint(struct trace_event_raw_sock_msg_length *ctx)   \
+	{                                                                               \
+		return handler(ctx);                                                    \
 	}
 
 /* The socket behind file descriptor `fd` of the current process (NULL if none). */

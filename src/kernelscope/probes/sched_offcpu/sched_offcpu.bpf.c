@@ -56,17 +56,6 @@ struct {
 	__type(value, struct sched_offcpu_value);
 } offcpu SEC(".maps");
 
-struct task_struct___old {
-	long state;
-} __attribute__((preserve_access_index));
-
-static __always_inline long task_state(struct task_struct *t)
-{
-	if (bpf_core_field_exists(t->__state))
-		return BPF_CORE_READ(t, __state);
-	return BPF_CORE_READ((struct task_struct___old *)t, state);
-}
-
 static __always_inline bool wanted(__u32 tgid, __u32 tid, __u32 flags, long state)
 {
 	if (!tid)
@@ -128,7 +117,7 @@ static __always_inline void switch_in(__u32 tid)
 static __always_inline int do_switch(void *ctx, struct task_struct *prev, struct task_struct *next)
 {
 	switch_out(ctx, BPF_CORE_READ(prev, tgid), BPF_CORE_READ(prev, pid),
-		   BPF_CORE_READ(prev, flags), task_state(prev));
+		   BPF_CORE_READ(prev, flags), ks_task_state(prev));
 	switch_in(BPF_CORE_READ(next, pid));
 	return 0;
 }

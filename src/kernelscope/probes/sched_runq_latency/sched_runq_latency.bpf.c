@@ -42,17 +42,6 @@ struct {
 
 static struct ks_hist zero_hist;
 
-struct task_struct___old {
-	long state;
-} __attribute__((preserve_access_index));
-
-static __always_inline long task_state(struct task_struct *t)
-{
-	if (bpf_core_field_exists(t->__state))
-		return BPF_CORE_READ(t, __state);
-	return BPF_CORE_READ((struct task_struct___old *)t, state);
-}
-
 static __always_inline void enqueue(__u32 tgid, __u32 tid)
 {
 	__u64 ts;
@@ -113,7 +102,7 @@ static __always_inline int wakeup(struct task_struct *p)
 
 static __always_inline int do_switch(struct task_struct *prev, struct task_struct *next)
 {
-	if (task_state(prev) == TASK_RUNNING)  /* preempted: runnable again from now */
+	if (ks_task_state(prev) == TASK_RUNNING)  /* preempted: runnable again from now */
 		enqueue(BPF_CORE_READ(prev, tgid), BPF_CORE_READ(prev, pid));
 	on_cpu(BPF_CORE_READ(next, tgid), BPF_CORE_READ(next, pid), next->comm);
 	return 0;

@@ -185,16 +185,6 @@ static __always_inline int on_accept_exit(long ret)
 	return 0;
 }
 
-SEC("tp/syscalls/sys_exit_accept4")
-int accept4_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_accept_exit(ctx->ret);
-}
-
-SEC("tp/syscalls/sys_exit_accept")
-int accept_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_accept_exit(ctx->ret);
-}
+KS_ACCEPT_EXIT(on_accept_exit)
 
 KS_EXPORT_TYPE(tcp_connect_event);

@@ -272,17 +272,7 @@ static __always_inline int on_accept(long ret)
 	return 0;
 }
 
-SEC("tp/syscalls/sys_exit_accept4")
-int accept4_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_accept(ctx->ret);
-}
-
-SEC("tp/syscalls/sys_exit_accept")
-int accept_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_accept(ctx->ret);
-}
+KS_ACCEPT_EXIT(on_accept)
 
 static __always_inline int on_msg(struct trace_event_raw_sock_msg_length *ctx)
 {
@@ -300,16 +290,6 @@ static __always_inline int on_msg(struct trace_event_raw_sock_msg_length *ctx)
 	return 0;
 }
 
-SEC("tp/sock/sock_send_length")
-int sock_send_length__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
-{
-	return on_msg(ctx);
-}
-
-SEC("tp/sock/sock_recv_length")
-int sock_recv_length__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
-{
-	return on_msg(ctx);
-}
+KS_SOCK_MSG_LENGTH(on_msg)
 
 KS_EXPORT_TYPE(tcp_drop_event);

@@ -15,11 +15,7 @@
  */
 #include "vmlinux.h"
 #include "ks.bpf.h"
-#include <bpf/bpf_endian.h>
-
-#define AF_INET 2
-#define AF_INET6 10
-#define IPPROTO_TCP 6
+#include "ks_net.bpf.h"
 
 enum {
 	TCP_FLOW_UNKNOWN = 0,
@@ -106,14 +102,6 @@ static __always_inline struct tcp_flow_stats *get_stats(void)
 	return bpf_map_lookup_elem(&stats, &zero);
 }
 
-static __always_inline int is_tcp(const struct sock *sk)
-{
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return 0;
-	return BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) == IPPROTO_TCP;
-}
-
 static __always_inline void fill_tuple(struct tcp_flow_event *f, const struct sock *sk)
 {
 	f->family = BPF_CORE_READ(sk, __sk_common.skc_family);
@@ -121,7 +109,7 @@ static __always_inline void fill_tuple(struct tcp_flow_event *f, const struct so
 	if (!f->lport)   /* released at CLOSE (a refused connect); inet_sport stays */
 		f->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	f->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (f->family == AF_INET) {
+	if (f->family == KS_AF_INET) {
 		bpf_core_read(f->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
 		bpf_core_read(f->raddr, 4, &sk->__sk_common.skc_daddr);
 	} else {
@@ -205,7 +193,7 @@ static __always_inline int on_state(const struct sock *sk, int oldstate, int new
 	struct tcp_flow_event *f;
 	__u64 key = (__u64)sk;
 
-	if (!is_tcp(sk))
+	if (!ks_sock_is_tcp(sk))
 		return 0;
 	if (oldstate == ST_CLOSE && newstate == ST_SYN_SENT) {
 		/* connect(): process context, the connecting process owns it */
@@ -270,7 +258,7 @@ static __always_inline int on_io(const struct sock *sk)
 	struct tcp_flow_event *f = bpf_map_lookup_elem(&flows, &key);
 
 	if (!f) {
-		if (!is_tcp(sk))
+		if (!ks_sock_is_tcp(sk))
 			return 0;
 		__u8 st = BPF_CORE_READ(sk, __sk_common.skc_state);
 		if (st == ST_CLOSE || st == ST_LISTEN || st >= ST_NEW_SYN_RECV || st == 0)
@@ -330,30 +318,12 @@ static __always_inline int on_drop(struct sk_buff *skb, __u32 reason, struct soc
 }
 
 /* accept(): the fd it returned -> struct sock, so the accepting process owns the flow. */
-static __always_inline struct sock *fd_sock(long fd)
-{
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-	struct file **fds;
-	struct file *file = NULL;
-	struct socket *so;
-
-	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-	if (!file)
-		return NULL;
-	so = BPF_CORE_READ(file, private_data);
-	return so ? BPF_CORE_READ(so, sk) : NULL;
-}
-
 static __always_inline int on_accept(long fd)
 {
-	struct sock *sk = fd_sock(fd);
+	struct sock *sk = ks_fd_sock(fd);
 	struct tcp_flow_event *f;
 
-	if (!sk || !is_tcp(sk))
+	if (!sk || !ks_sock_is_tcp(sk))
 		return 0;
 	f = get_or_create(sk, TCP_FLOW_SERVER, 0, 0);
 	if (!f)
@@ -403,17 +373,7 @@ HOOK(tcp_receive_reset, tcp_receive_reset, on_reset(sk, 0), struct sock *sk)
 HOOK(kfree_skb, kfree_skb, on_drop(skb, reason, rx_sk),
      struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
 
-SEC("tp/syscalls/sys_exit_accept4")
-int accept4_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_accept(ctx->ret);
-}
-
-SEC("tp/syscalls/sys_exit_accept")
-int accept_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)
-{
-	return on_accept(ctx->ret);
-}
+KS_ACCEPT_EXIT(on_accept)
 
 KS_EXPORT_TYPE(tcp_flow_event);
 KS_EXPORT_TYPE(tcp_flow_stats);

@@ -88,19 +88,13 @@ static __always_inline int on_state(struct sock *s, int old, int new)
 
 KS_INET_SOCK_SET_STATE(on_state)
 
-SEC("tp/syscalls/sys_exit_accept4")
-int accept4_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int on_accept(long ret)
 {
-	ks_owner_on_accept(ctx->ret);
+	ks_owner_on_accept(ret);
 	return 0;
 }
 
-SEC("tp/syscalls/sys_exit_accept")
-int accept_exit__tracepoint(struct trace_event_raw_sys_exit *ctx)
-{
-	ks_owner_on_accept(ctx->ret);
-	return 0;
-}
+KS_ACCEPT_EXIT(on_accept)
 
 static __always_inline int on_msg(struct trace_event_raw_sock_msg_length *ctx)
 {
@@ -113,16 +107,6 @@ static __always_inline int on_msg(struct trace_event_raw_sock_msg_length *ctx)
 	return 0;
 }
 
-SEC("tp/sock/sock_send_length")
-int sock_send_length__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
-{
-	return on_msg(ctx);
-}
-
-SEC("tp/sock/sock_recv_length")
-int sock_recv_length__tracepoint(struct trace_event_raw_sock_msg_length *ctx)
-{
-	return on_msg(ctx);
-}
+KS_SOCK_MSG_LENGTH(on_msg)
 
 KS_EXPORT_TYPE(tcp_state_event);
