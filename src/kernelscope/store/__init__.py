@@ -19,7 +19,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from kernelscope.store.duck import DEFAULT_PATH, StoreError, check_read_only, open_read_only, run_file
+from kernelscope.store.duck import (DEFAULT_PATH, StoreError, check_read_only, open_read_only,
+                                    run_file, run_sql)
 
 __all__ = ["query", "df", "DEFAULT_PATH", "StoreError", "agent_url_for"]
 
@@ -80,14 +81,9 @@ def query(sql: str, path: str | os.PathLike | None = None, agent: str | None = N
         except AgentUnreachable:
             pass   # a stale run file (the agent was killed): the file is free to read
     check_read_only(sql)
-    import duckdb
     con = open_read_only(path)
     try:
-        rel = con.sql(sql)
-        import pyarrow as pa
-        return rel.to_arrow_table() if rel is not None else pa.table({})
-    except duckdb.Error as e:
-        raise StoreError(f"query: {str(e).splitlines()[0]}")
+        return run_sql(con, sql)
     finally:
         con.close()
 

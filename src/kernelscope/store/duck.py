@@ -163,15 +163,11 @@ class Store:
 
     def query(self, sql: str, read_only: bool = True) -> pa.Table:
         """Run SQL on a cursor of the writer's connection (safe beside appends)."""
-        duckdb = _duckdb()
         if read_only:
             check_read_only(sql)
         cur = self.con.cursor()
         try:
-            rel = cur.sql(sql)
-            return rel.to_arrow_table() if rel is not None else pa.table({})
-        except duckdb.Error as e:
-            raise StoreError(f"query: {str(e).splitlines()[0]}")
+            return run_sql(cur, sql)
         finally:
             cur.close()
 
@@ -187,6 +183,16 @@ class Store:
                 finally:
                     self.con.close()
                     self.con = None
+
+
+def run_sql(con, sql: str) -> pa.Table:
+    """A statement on a DuckDB connection or cursor -> Arrow table; errors as StoreError."""
+    duckdb = _duckdb()
+    try:
+        rel = con.sql(sql)
+        return rel.to_arrow_table() if rel is not None else pa.table({})
+    except duckdb.Error as e:
+        raise StoreError(f"query: {str(e).splitlines()[0]}")
 
 
 def open_read_only(path: str | os.PathLike):

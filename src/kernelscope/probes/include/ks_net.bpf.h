@@ -43,6 +43,20 @@ static __always_inline void ks_owner_current(struct ks_owner *o)
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 }
 
+/* Copy an owner (or zeros when unknown) into an event's pid, uid and comm fields. */
+#define KS_OWNER_INTO(e, o)                                                  \
+	do {                                                                 \
+		if (o) {                                                     \
+			(e)->pid = (o)->pid;                                 \
+			(e)->uid = (o)->uid;                                 \
+			__builtin_memcpy((e)->comm, (o)->comm, KS_COMM_LEN); \
+		} else {                                                     \
+			(e)->pid = 0;                                        \
+			(e)->uid = 0;                                        \
+			__builtin_memset((e)->comm, 0, KS_COMM_LEN);         \
+		}                                                            \
+	} while (0)
+
 static __always_inline int ks_sock_is_tcp(const struct sock *sk)
 {
 	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);

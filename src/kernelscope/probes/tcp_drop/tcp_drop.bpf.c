@@ -205,15 +205,7 @@ static __always_inline int on_drop(struct sk_buff *skb, void *location, __u32 re
 			k->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
 		o = bpf_map_lookup_elem(&flow_owner, k);
 	}
-	if (o) {
-		e->pid = o->pid;
-		e->uid = o->uid;
-		__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
-	} else {
-		e->pid = 0;
-		e->uid = 0;
-		__builtin_memset(e->comm, 0, sizeof(e->comm));
-	}
+	KS_OWNER_INTO(e, o);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

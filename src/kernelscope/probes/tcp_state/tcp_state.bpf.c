@@ -59,15 +59,7 @@ static __always_inline int on_state(struct sock *s, int old, int new)
 		e->prev_state_ns = prev ? now - *prev : 0;
 		e->skaddr = sk;
 		o = ks_owner_get(s);
-		if (o) {
-			e->pid = o->pid;
-			e->uid = o->uid;
-			__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
-		} else {
-			e->pid = 0;
-			e->uid = 0;
-			__builtin_memset(e->comm, 0, sizeof(e->comm));
-		}
+		KS_OWNER_INTO(e, o);
 		e->family = f.family;
 		e->lport = f.lport;
 		e->rport = f.rport;
