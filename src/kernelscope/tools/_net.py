@@ -24,6 +24,17 @@ def addr_arg(text: str) -> str:
     return net.format_addr(fam, raw)
 
 
+def add_port_flags(p, what: str) -> None:
+    """-L/--lport, -D/--rport, -P/--port (each repeatable): `what` names the thing
+    filtered ("flows", "sockets")."""
+    p.add_argument("-L", "--lport", type=port_arg, action="append", metavar="PORT",
+                   help="only this local port (repeatable)")
+    p.add_argument("-D", "--rport", type=port_arg, action="append", metavar="PORT",
+                   help="only this remote port (repeatable)")
+    p.add_argument("-P", "--port", type=port_arg, action="append", metavar="PORT",
+                   help=f"only {what} with this local or remote port (repeatable)")
+
+
 def add_family_flags(p) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-4", "--ipv4", action="store_true", help="only IPv4")

@@ -206,6 +206,16 @@ def fmt_time(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
+def stream_records(out: Output, reader, decode: Callable, keep: Callable[[dict], bool],
+                   emit: Callable[[Output, list[dict]], None], stop: Callable[[], bool]) -> None:
+    """The loop of every streaming tool: batches -> decoded records -> filter -> emit."""
+    for _name, batch in reader.batches(until=stop):
+        recs = [r for r in decode(batch) if keep(r)]
+        if recs:
+            emit(out, recs)
+            out.flush()
+
+
 def run_event_tool(args, probe: str, emit: Callable[[Output, list[dict]], None],
                    config: dict | None = None, header: str | None = None,
                    map_sizes: dict[str, int] | None = None,
@@ -227,14 +237,12 @@ def run_event_tool(args, probe: str, emit: Callable[[Output, list[dict]], None],
         announce_attached(probe)
         if after:
             after()
-        for _name, batch in reader.batches(until=stop):
+
+        def decode(batch):
             recs = dec.to_dicts(batch)
-            if p.spec.decode:
-                recs = p.spec.decode(p, batch, recs)
-            recs = [r for r in recs if keep(r)]
-            if recs:
-                emit(out, recs)
-                out.flush()
+            return p.spec.decode(p, batch, recs) if p.spec.decode else recs
+
+        stream_records(out, reader, decode, keep, emit, stop)
         report_lost(out, p.lost())
     out.close()
     return 0

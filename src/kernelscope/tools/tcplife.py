@@ -14,6 +14,7 @@ from __future__ import annotations
 from kernelscope.tools import _net
 from kernelscope.tools.common import (
     Output, StopFlag, add_common, announce_attached, emit_json_or, fmt_time, positive_int,
+    stream_records,
 )
 
 NAME = "tcplife"
@@ -65,12 +66,8 @@ def run(args) -> int:
             out.line(header(args))
             out.flush()
         announce_attached("tcp_flow")
-        for _name, _batch in reader.batches(until=stop):
-            # the batch is already taken from the ring: decode it through the table
-            recs = [r for r in ft.records(_batch) if keep(r)]
-            if recs:
-                emit(out, recs)
-                out.flush()
+        # batches are taken from the ring by the reader and decoded through the table
+        stream_records(out, reader, ft.records, keep, emit, stop)
         report_table(out, ft.stats())
     out.close()
     return 0

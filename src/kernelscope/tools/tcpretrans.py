@@ -33,12 +33,7 @@ def add_arguments(p) -> None:
                    help="count retransmissions per flow in the kernel; print the table at exit")
     p.add_argument("-i", "--interval", type=positive_float, metavar="SECONDS",
                    help="with -c: also print the table every SECONDS")
-    p.add_argument("-L", "--lport", type=_net.port_arg, action="append", metavar="PORT",
-                   help="only this local port (repeatable)")
-    p.add_argument("-D", "--rport", type=_net.port_arg, action="append", metavar="PORT",
-                   help="only this remote port (repeatable)")
-    p.add_argument("-P", "--port", type=_net.port_arg, action="append", metavar="PORT",
-                   help="only flows with this local or remote port (repeatable)")
+    _net.add_port_flags(p, "flows")
     _net.add_family_flags(p)
     add_common(p, pid=False, comm=False, uid=False)
 

@@ -27,12 +27,7 @@ HEADER = (f"{'TIME':<8} {'SKADDR':<18} {'PID':>7} {'COMM':<16} {'LOCAL':<22} {'R
 
 
 def add_arguments(p) -> None:
-    p.add_argument("-L", "--lport", type=_net.port_arg, action="append", metavar="PORT",
-                   help="only this local port (repeatable)")
-    p.add_argument("-D", "--rport", type=_net.port_arg, action="append", metavar="PORT",
-                   help="only this remote port (repeatable)")
-    p.add_argument("-P", "--port", type=_net.port_arg, action="append", metavar="PORT",
-                   help="only sockets with this local or remote port (repeatable)")
+    _net.add_port_flags(p, "sockets")
     p.add_argument("-s", "--state", action="append", metavar="STATE",
                    help="only transitions into or out of this state, e.g. CLOSE_WAIT (repeatable)")
     _net.add_family_flags(p)
