@@ -41,25 +41,6 @@ class ModuleContext:
     host: str
 
 
-def map_types(btf, map_name: str) -> tuple[int | None, int | None]:
-    """BTF type ids of a map's key and value, from its definition in the .maps section."""
-    for t in btf.types:
-        if t.kind != "datasec" or t.name != ".maps":
-            continue
-        for vtid, _off, _size in t.members:
-            var = btf.types[vtid]
-            if var.name != map_name:
-                continue
-            st = btf.resolve(var.type)
-            out = {}
-            for m in st.members:
-                if m.name in ("key", "value"):
-                    ptr = btf.types[m.type]
-                    out[m.name] = ptr.type if ptr.kind == "ptr" else None
-            return out.get("key"), out.get("value")
-    return None, None
-
-
 def _type_name(btf, tid: int | None) -> str | None:
     if tid is None:
         return None
@@ -161,18 +142,14 @@ class ProbeModule(Module):
         for mname, mp in self.loaded.maps.items():
             if mp.type in ("ringbuf",) or mname.startswith(".") or "." in mname or mname == "ks_lost":
                 continue
-            ktid, vtid = map_types(btf, mname)
-            vname = _type_name(btf, vtid)
-            if vtid is not None and ktid is not None:
-                if vname == "ks_hist":
-                    mp.key_dtype = btf.dtype(ktid)
-                    mp.value_dtype = btf.dtype(vtid)
-                    self._maps.append(("histogram", mname, mp))
-                elif btf.dtype(vtid) == np.dtype("<u8") and mp.type in ("hash", "percpu_hash", "lru_hash",
-                                                                       "lru_percpu_hash"):
-                    mp.key_dtype = btf.dtype(ktid)
-                    mp.value_dtype = btf.dtype(vtid)
-                    self._maps.append(("counter", mname, mp))
+            ktid, vtid = btf.map_types(mname)
+            if vtid is None or ktid is None:
+                continue
+            if _type_name(btf, vtid) == "ks_hist":
+                self._maps.append(("histogram", mname, self.loaded.map_dtype(mname)))
+            elif btf.dtype(vtid) == np.dtype("<u8") and mp.type in ("hash", "percpu_hash", "lru_hash",
+                                                                   "lru_percpu_hash"):
+                self._maps.append(("counter", mname, self.loaded.map_dtype(mname)))
 
     def rings(self) -> list:
         return [self._ring] if self._ring is not None else []
