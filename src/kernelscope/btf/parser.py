@@ -126,11 +126,3 @@ def parse(raw: bytes) -> list[BtfType]:
         types.append(t)
     return types
 
-
-def parse_enums(raw: bytes, wanted: set[str]) -> dict[str, dict[str, int]]:
-    """Only the named enums, found without building every type (for vmlinux)."""
-    out = {}
-    for t in parse(raw):
-        if t.kind in ("enum", "enum64") and t.name in wanted:
-            out[t.name] = t.values
-    return out

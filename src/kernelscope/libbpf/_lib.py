@@ -62,6 +62,11 @@ _PROTOS = {
     "bpf_object__find_map_by_name": (c_void_p, [c_void_p, c_char_p]),
     "bpf_object__btf": (c_void_p, [c_void_p]),
     "btf__raw_data": (c_void_p, [c_void_p, ctypes.POINTER(c_u32)]),
+    "btf__load_vmlinux_btf": (c_void_p, []),
+    "btf__free": (None, [c_void_p]),
+    "btf__find_by_name_kind": (ctypes.c_int32, [c_void_p, c_char_p, c_u32]),
+    "btf__type_by_id": (c_void_p, [c_void_p, c_u32]),
+    "btf__name_by_offset": (c_char_p, [c_void_p, c_u32]),
     # program
     "bpf_program__name": (c_char_p, [c_void_p]),
     "bpf_program__section_name": (c_char_p, [c_void_p]),
