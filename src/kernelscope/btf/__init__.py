@@ -14,7 +14,7 @@ import numpy as np
 
 from kernelscope.btf.parser import BtfError, BtfType, parse
 
-__all__ = ["Btf", "BtfError", "vmlinux", "vmlinux_enum"]
+__all__ = ["Btf", "BtfError", "vmlinux_enum"]
 
 _MODIFIERS = ("typedef", "const", "volatile", "restrict", "type_tag")
 
@@ -120,9 +120,6 @@ class Btf:
                 continue  # flexible array member
             yield m.name, m.type, off
 
-    def field_names(self, struct_name: str) -> list[str]:
-        return list(self.dtype(struct_name).names or ())
-
     def meanings(self, struct_name: str) -> dict[str, str]:
         """field -> semantic typedef (the first `ks_*` typedef on its type chain)."""
         t = self.resolve(self.find(struct_name).id)
@@ -162,12 +159,6 @@ class Btf:
                 if v.kind == "var" and v.name == name:
                     return t.name, off, self.dtype(v.type)
         return None
-
-
-@lru_cache(maxsize=1)
-def vmlinux() -> Btf:
-    with open("/sys/kernel/btf/vmlinux", "rb") as f:
-        return Btf(f.read())
 
 
 @lru_cache(maxsize=64)

@@ -223,10 +223,6 @@ class CgroupResolver:
                     self._missing.add(cgroup_id)
         return info
 
-    def refresh(self) -> None:
-        with self._lock:
-            self._scan()
-
 
 def proc_cgroups(pid: int) -> dict[str, str] | None:
     try:

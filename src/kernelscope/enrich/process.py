@@ -35,13 +35,6 @@ def parse_stat(text: str) -> tuple[str, int, int]:
     return comm, int(rest[1]), int(rest[19])
 
 
-def parse_status_uid(text: str) -> int | None:
-    for line in text.splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    return None
-
-
 def start_ticks(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat") as f:

@@ -261,10 +261,6 @@ class ProcessSymbols:
         self.maps = parse_maps(maps_text)
         self._starts = [m.start for m in self.maps]
 
-    @property
-    def alive(self) -> bool:
-        return bool(self.maps)
-
     def mapping(self, addr: int) -> Mapping | None:
         i = bisect.bisect_right(self._starts, addr) - 1
         if i >= 0 and addr < self.maps[i].end:

@@ -189,7 +189,6 @@ class Batcher:
         self._cv = threading.Condition()
         self._stop = False
         self._flush_gen = 0          # bumped by flush(): send what is queued now
-        self._attempt_gen = 0        # bumped after every send attempt
         self._backoff = 0.0
         self._retry_at = 0.0         # monotonic time before which we do not send
         self._last_send = -1e18      # monotonic time of the last send attempt
@@ -337,7 +336,6 @@ class Batcher:
                 outcome, info = "retry", RetryableError(f"{type(e).__name__}: {e}")
             finally:
                 self._cv.acquire()
-            self._attempt_gen += 1
             if outcome == "retry":
                 self.counters["errors"] += 1
                 self.counters["retries"] += 1
