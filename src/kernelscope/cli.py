@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 from kernelscope.errors import KernelscopeError
@@ -18,6 +19,7 @@ TOOLS_DIR = Path(__file__).resolve().parent / "tools"
 _NOT_COMMANDS = {"__init__", "common"}
 
 
+@lru_cache(maxsize=1)
 def tool_modules() -> dict[str, str]:
     """command -> module name: every public module in kernelscope/tools/."""
     return {p.stem.replace("_", "-"): p.stem for p in sorted(TOOLS_DIR.glob("*.py"))
@@ -81,6 +83,9 @@ def main(argv=None) -> int:
         return 0
     except BrokenPipeError:
         return 0
+    except OSError as e:   # e.g. a file kernelscope needs is unreadable for this user
+        sys.stderr.write(f"kernelscope: {e.strerror or e}: {e.filename or ''}\n")
+        return 1
 
 
 if __name__ == "__main__":

@@ -222,6 +222,7 @@ import os, sys
 import kernelscope.cli, kernelscope.tools.execsnoop, kernelscope.tools.doctor
 import kernelscope.runtime.loader, kernelscope.runtime.reader, kernelscope.runtime.decode
 import kernelscope.tools.common, kernelscope.host, json, argparse, encodings.idna
+kernelscope.cli.tool_modules()  # the checkout may sit in a folder only root can list
 os.setgroups([])
 os.setresgid(65534, 65534, 65534)
 os.setresuid(65534, 65534, 65534)

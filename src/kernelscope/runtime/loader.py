@@ -128,8 +128,8 @@ def open_probe(name_or_spec, config: dict | None = None, attach: bool = True,
                map_sizes: dict[str, int] | None = None, **attach_args) -> LoadedProbe:
     """Load a probe. `config` sets cfg_ globals; `map_sizes` overrides max_entries
     (a ring buffer's size must be a power of two multiple of the page size)."""
+    host.require_privileges()   # first: nothing else is worth doing without them
     spec = name_or_spec if isinstance(name_or_spec, ProbeSpec) else load_spec(name_or_spec)
-    host.require_privileges()
     host.ensure_tracefs()
     path = Path(spec.object) if spec.object else object_path(spec.name)
     if not path.exists():
